@@ -1,0 +1,1 @@
+"""kefta: real-time ride pricing."""

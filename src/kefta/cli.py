@@ -1,0 +1,158 @@
+"""The ``kefta`` command: a thin layer that turns options into settings.
+
+Every setting can come from an option or from its ``KEFTA_*`` environment variable;
+the option wins. ``--help`` of each command names the variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr, ValidationError
+
+from kefta.errors import KeftaError
+from kefta.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KAFKA = (
+    "bootstrap",
+    "topic",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_username",
+    "kafka_password",
+    "kafka_ca_file",
+)
+
+
+def setting_options(names: Iterable[str]) -> Callable[[F], F]:
+    """Click options for the named :class:`Settings` fields, documented from them."""
+
+    def decorate(command: F) -> F:
+        for name in reversed(list(names)):
+            command = _option(name)(command)
+        return command
+
+    return decorate
+
+
+def _option(name: str) -> Callable[[F], F]:
+    field = Settings.model_fields[name]
+    env = f"KEFTA_{name.upper()}"
+    default = field.default
+    if isinstance(default, SecretStr):
+        default = "***"
+    shown = "" if default is None else f" [default: {default}]"
+    help_text = f"{field.description or ''}{shown} [env: {env}]"
+    flag = "--" + name.replace("_", "-")
+    if field.annotation is bool:
+        flag = f"{flag}/--no-{name.replace('_', '-')}"
+    return click.option(flag, name, default=None, help=help_text, show_default=False)
+
+
+def load_settings(given: dict[str, Any]) -> Settings:
+    """Settings from the environment, overridden by the options that were given."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    try:
+        return Settings(**chosen)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise click.UsageError(f"invalid settings: {problems}") from exc
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    default="info",
+    envvar="KEFTA_LOG_LEVEL",
+    help="debug, info, warning or error [env: KEFTA_LOG_LEVEL]",
+)
+@click.version_option(package_name="kefta")
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """kefta: real-time ride pricing from Kafka to Elasticsearch and a Parquet lake."""
+    ctx.obj = {"log_level": log_level}
+    if ctx.invoked_subcommand != "worker":
+        _configure_logging(log_level)
+
+
+@main.command()
+@setting_options(
+    [
+        *KAFKA,
+        "priced_topic",
+        "dlq_topic",
+        "group",
+        "partitions",
+        "replication",
+        "tariff",
+        "batch_size",
+        "batch_seconds",
+        "web_port",
+        "web_enabled",
+        "log_every",
+        "data_dir",
+        "privacy_priced",
+        "privacy_key",
+    ]
+)
+@click.pass_context
+def worker(ctx: click.Context, /, **given: Any) -> None:
+    """Consume ride requests, price them, and write them to every sink.
+
+    Runs until SIGINT or SIGTERM; in-flight batches are finished and committed.
+    """
+    from kefta import worker as runner
+
+    _run(lambda: runner.run(load_settings(given), ctx.obj["log_level"]))
+
+
+@main.command()
+@click.argument(
+    "files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--tariff",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="KEFTA_TARIFF",
+    help="Tariff TOML file [env: KEFTA_TARIFF]",
+)
+def price(files: tuple[Path, ...], tariff: Path | None) -> None:
+    """Price messages from FILES (stdin when none) without a broker.
+
+    Reads JSON documents or NDJSON lines in any accepted variant, writes one priced
+    ride per line to stdout and one JSON line per rejection to stderr. Exits 1 when
+    any message was rejected, 0 otherwise.
+    """
+    from kefta.offline import price_streams
+
+    sources = [p.open("rb") for p in files] if files else [sys.stdin.buffer]
+    rejected = _run(
+        lambda: price_streams(sources, tariff, sys.stdout.buffer, sys.stderr.buffer)
+    )
+    sys.exit(1 if rejected else 0)
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except KeftaError as exc:
+        click.echo(f"kefta: error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,67 @@
+"""The offset ledger: one commit point per partition for every output of the worker.
+
+The worker reads a partition up to some offset; every output (the priced and
+dead-letter topics, Elasticsearch, the lake) reports a *safe offset*: the offset
+below which everything it was given is durable, or None when it holds nothing
+undurable of that partition. The commit point of a partition is the lowest of its
+read offset and of every output's safe offset: everything below it is durable
+everywhere. Dead-lettered and filtered messages hold nothing, so they advance the
+commit point like written ones, and there is no phantom lag.
+
+The worker commits commit points itself instead of acknowledging messages through
+Faust: no message object has to be kept until a lake file closes (which may take
+minutes), and Faust's known gap bugs in its acknowledgement bookkeeping never apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from kefta.sinks.base import TopicPartition
+
+SafeOffset = Callable[[TopicPartition], int | None]
+"""An output's safe offset for a partition; None when it holds nothing of it."""
+
+
+class Ledger:
+    """Read offsets, committed offsets, and the rule that gives commit points."""
+
+    def __init__(self, outputs: Iterable[SafeOffset] = ()) -> None:
+        self._outputs = list(outputs)
+        self._read: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def read(self, upto: Mapping[TopicPartition, int]) -> None:
+        """Record that ``upto[tp]`` is the next offset to read of each partition.
+
+        Call it only once every output was given the messages below ``upto``.
+        """
+        self._read.update(upto)
+
+    def commit_points(self) -> dict[TopicPartition, int]:
+        """Commit points that moved past the last committed offset, per partition."""
+        points = {}
+        for tp, read in self._read.items():
+            limits = [
+                s for s in (output(tp) for output in self._outputs) if s is not None
+            ]
+            point = min([read, *limits])
+            if point > self._committed.get(tp, -1):
+                points[tp] = point
+        return points
+
+    def committed(self, points: Mapping[TopicPartition, int]) -> None:
+        """Record that Kafka accepted the commit of ``points``."""
+        self._committed.update(points)
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        """Drop revoked partitions; their new owner continues from the last commit."""
+        for tp in tps:
+            self._read.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    def uncommitted(self) -> dict[TopicPartition, int]:
+        """Messages read but not committed, per partition: what a crash replays."""
+        return {
+            tp: read - self._committed.get(tp, read) for tp, read in self._read.items()
+        }

@@ -1,0 +1,1 @@
+"""Destinations of priced rides. Each sink reports what it holds durably."""
