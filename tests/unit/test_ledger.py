@@ -7,48 +7,40 @@ TP = TopicPartition("rides", 0)
 OTHER = TopicPartition("rides", 1)
 
 
-class Message:
-    def __init__(self, log: list[int], offset: int) -> None:
-        self.log, self.offset = log, offset
+def test_commit_point_is_lowest_safe_offset_of_every_output() -> None:
+    safe: dict[str, int | None] = {"es": 5, "lake": 3}
+    ledger = Ledger([lambda tp: safe["es"], lambda tp: safe["lake"]])
+    ledger.read({TP: 10})
 
-    def ack(self) -> bool:
-        self.log.append(self.offset)
-        return True
+    first = ledger.commit_points()
+    ledger.committed(first)
+    safe["lake"] = None
+    second = ledger.commit_points()
 
-
-def test_release_acks_in_order_below_every_safe_offset() -> None:
-    acked: list[int] = []
-    safe = {"a": 5, "b": 3}
-    ledger = Ledger([lambda tp: safe["a"], lambda tp: safe["b"]])
-    for offset in range(6):
-        ledger.enter(TP, offset, Message(acked, offset))
-
-    first = ledger.release()
-    safe["b"] = 6
-    second = ledger.release()
-
-    assert (first, second) == (3, 2)
-    assert acked == [0, 1, 2, 3, 4]
+    assert first == {TP: 3}
+    assert second == {TP: 5}
 
 
-def test_release_output_holding_nothing_does_not_block() -> None:
-    acked: list[int] = []
-    ledger = Ledger([lambda tp: None, lambda tp: 2])
-    for offset in range(3):
-        ledger.enter(TP, offset, Message(acked, offset))
+def test_commit_point_is_read_offset_when_outputs_hold_nothing() -> None:
+    ledger = Ledger([lambda tp: None])
+    ledger.read({TP: 7, OTHER: 2})
 
-    ledger.release()
+    assert ledger.commit_points() == {TP: 7, OTHER: 2}
 
-    assert acked == [0, 1]
+
+def test_commit_points_skip_partitions_that_did_not_move() -> None:
+    ledger = Ledger([lambda tp: None])
+    ledger.read({TP: 7})
+    ledger.committed(ledger.commit_points())
+
+    assert ledger.commit_points() == {}
+    assert ledger.uncommitted() == {TP: 0}
 
 
 def test_forget_drops_revoked_partitions_only() -> None:
-    acked: list[int] = []
-    ledger = Ledger([lambda tp: 0])
-    ledger.enter(TP, 0, Message(acked, 0))
-    ledger.enter(OTHER, 0, Message(acked, 0))
+    ledger = Ledger()
+    ledger.read({TP: 4, OTHER: 9})
 
-    dropped = ledger.forget([TP])
+    ledger.forget([TP])
 
-    assert dropped == 1
-    assert ledger.pending() == {OTHER: 1}
+    assert ledger.commit_points() == {OTHER: 9}
