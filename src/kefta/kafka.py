@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -78,16 +79,32 @@ async def _create(admin: AIOKafkaAdminClient, names: list[str], s: Settings) -> 
     )
 
 
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; empty when it does not exist."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"]
+        for t in described
+        if t["error_code"] == 0
+        for p in t["partitions"]
+    )
+
+
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """The next offset to be written, per partition of ``topic``."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(**client_options(settings))
-    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+    if not tps:
+        return {}
+    consumer = await _started_consumer(settings)
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        ends = await consumer.end_offsets(tps)
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
@@ -112,11 +129,10 @@ async def committed_offsets(
 
 async def read_topic(settings: Settings, topic: str) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     ends = await end_offsets(settings, topic)
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
+    consumer = await _started_consumer(settings)
     try:
         tps = [TopicPartition(topic, p) for p in ends]
         consumer.assign(tps)
@@ -136,3 +152,14 @@ async def _reached(consumer: Any, tps: list[Any], ends: dict[int, int]) -> bool:
         if await consumer.position(tp) < ends[tp.partition]:
             return False
     return True
+
+
+async def _started_consumer(settings: Settings) -> Any:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    # Let the consumer's background task begin: stopping it before its first step
+    # raises CancelledError out of aiokafka's close().
+    await asyncio.sleep(0.01)
+    return consumer
