@@ -24,7 +24,7 @@ def endpoints() -> Endpoints:
     """Endpoints from the environment (``.services/env``), with local defaults."""
     env = os.environ
     return Endpoints(
-        bootstrap=env.get("KEFTA_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        bootstrap=env.get("KEFTA_BOOTSTRAP", "127.0.0.1:9092"),
         es_url=env.get("KEFTA_ES_URL", "http://127.0.0.1:9200"),
         gcs_endpoint=env.get("KEFTA_GCS_ENDPOINT", "http://127.0.0.1:4443"),
         gcs_bucket=env.get("KEFTA_GCS_BUCKET", "kefta-lake"),
