@@ -48,6 +48,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "stream_wait_empty": False,
         "stream_buffer_maxsize": settings.batch_size * 4,
         "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": settings.session_timeout / 5,
         "broker_max_poll_records": settings.batch_size,
         "producer_acks": -1,
         "producer_linger_ms": 5,

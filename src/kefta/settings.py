@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     """Dead-letter topic: messages that failed to decode or validate, with why."""
     group: str = "kefta"
     """Consumer group (and Faust app id) of the worker."""
+    session_timeout: float = Field(10.0, ge=6.0)
+    """Seconds without heartbeat before a crashed worker's partitions move on."""
     partitions: int = Field(6, ge=1)
     """Partitions of the topics the worker creates."""
     replication: int = Field(1, ge=1)
@@ -99,8 +101,9 @@ class Settings(BaseSettings):
     """A lake file is closed once it holds this many rows."""
     lake_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     """A lake file is closed once its buffered rows take this many bytes."""
-    lake_max_seconds: float = Field(300.0, gt=0)
-    """A lake file is closed this long after its first row."""
+    lake_max_seconds: float = Field(60.0, gt=0)
+    """A lake file is closed this long after its first row. Offsets of rides in an
+    open file are not committed, so this also bounds what a crash replays."""
     lake_idle_seconds: float = Field(30.0, gt=0)
     """A lake file is closed when no row arrived for this long."""
     memory_budget: int = Field(128 * 1024 * 1024, ge=1024 * 1024)

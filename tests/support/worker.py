@@ -53,6 +53,13 @@ class WorkerProcess:
             self._log.close()
         return code
 
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM), in MiB."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

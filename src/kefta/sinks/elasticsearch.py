@@ -142,6 +142,9 @@ class ElasticsearchSink:
         self._oldest = 0.0
 
     async def start(self) -> None:
+        # One INFO line per bulk request from the client would drown the sink's own
+        # summary line per flush.
+        logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
         await self.install_template()
 
     async def install_template(self, replicas: int = 0) -> None:

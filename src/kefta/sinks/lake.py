@@ -87,7 +87,7 @@ class LakeSink:
         *,
         max_rows: int = 100_000,
         max_bytes: int = 64 * 1024 * 1024,
-        max_seconds: float = 300.0,
+        max_seconds: float = 60.0,
         idle_seconds: float = 30.0,
         memory_budget: int = 128 * 1024 * 1024,
         compression: str = "zstd",
