@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -72,6 +73,8 @@ class DeadLetters:
 
     def __init__(self, producer: Producer, topic: str) -> None:
         self.count = 0
+        self.by_class: Counter[str] = Counter()
+        """Dead letters sent since start, by error class."""
         self._producer = producer
         self._topic = topic
 
@@ -87,6 +90,7 @@ class DeadLetters:
         )
         original = list(event.message.headers or [])
         self.count += 1
+        self.by_class[rejection.error_class] += 1
         return await self._producer.send(
             self._topic, key.encode(), event.value, original + headers
         )
@@ -103,6 +107,7 @@ class DeadLetters:
         )
         await future
         self.count += 1
+        self.by_class[error_class] += 1
 
 
 @dataclass
@@ -134,7 +139,13 @@ class Pipeline:
         self.ledger = Ledger(sink.safe_offset for sink, _ in sinks)
         self._lock = asyncio.Lock()
         self._started = False
+        self._watchers: list[Callable[[Sequence[PricedRide]], None]] = []
         self._last_summary = (time.monotonic(), 0, 0)
+
+    def watch(self, callback: Callable[[Sequence[PricedRide]], None]) -> None:
+        """Call ``callback`` with the priced rides of every batch (before privacy is
+        applied per output); it must be quick and must not raise."""
+        self._watchers.append(callback)
 
     @property
     def sinks(self) -> list[Sink]:
@@ -147,6 +158,8 @@ class Pipeline:
         async with self._lock:
             batch = self._decode(events)
             priced = price_rides(batch.rides, self.tariff)
+            for watcher in self._watchers:
+                watcher(priced)
             await self._send(batch, priced)
             for sink, protect in self._sinks:
                 await sink.add(protect(priced), batch.upto)
