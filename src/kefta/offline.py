@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -10,22 +10,7 @@ import orjson
 
 from kefta.engine import price_rides
 from kefta.pricing import load_tariff
-from kefta.rides import Rejection, RideRequest, Source, decode_message
-
-
-def split_messages(content: bytes) -> Iterator[bytes]:
-    """The messages of a file: the whole file if it is one JSON value, else its lines.
-
-    A pretty-printed document such as the old producers' reference message is one
-    message; anything else is NDJSON, one message per non-empty line (kept as is, so
-    a bad line is reported rather than hiding the good ones).
-    """
-    try:
-        orjson.loads(content)
-    except orjson.JSONDecodeError:
-        yield from (line for line in content.splitlines() if line.strip())
-    else:
-        yield content
+from kefta.rides import Rejection, RideRequest, Source, decode_message, split_messages
 
 
 def price_streams(

@@ -338,6 +338,22 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
+def split_messages(content: bytes) -> Iterator[bytes]:
+    """The messages of a file: the file itself if it is one JSON value, else its lines.
+
+    A pretty-printed document such as the old producers' reference message is one
+    message, re-serialized compactly; anything else is NDJSON, one message per
+    non-blank line, its bytes kept as they are (a bad line is reported, not hidden).
+    """
+    try:
+        document = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        lines = (line.removesuffix(b"\r") for line in content.split(b"\n"))
+        yield from (line for line in lines if line.strip())
+    else:
+        yield orjson.dumps(document)
+
+
 def tier_index(tier: str) -> int:
     """Position of ``tier`` in :data:`kefta.pricing.TIERS`."""
     return TIERS.index(tier)

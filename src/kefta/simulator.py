@@ -35,7 +35,13 @@ import orjson
 from kefta.engine import format_millis
 from kefta.errors import ConfigError
 from kefta.pricing import EARTH_RADIUS_KM, MAX_RATE
-from kefta.rides import COMFORT_ALIASES, RideRequest, Source, decode_message
+from kefta.rides import (
+    COMFORT_ALIASES,
+    RideRequest,
+    Source,
+    decode_message,
+    split_messages,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -578,18 +584,7 @@ def replay_file(path: Path) -> Iterator[SimMessage]:
         raise ConfigError(
             f"replay file {path} cannot be read ({exc.strerror}); check the path"
         ) from exc
-    try:
-        document = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return _lines(content)
-    return iter([_replayed(orjson.dumps(document), 0)])
-
-
-def _lines(content: bytes) -> Iterator[SimMessage]:
-    for number, line in enumerate(content.split(b"\n")):
-        line = line.removesuffix(b"\r")
-        if line.strip():
-            yield _replayed(line, number)
+    return (_replayed(m, n) for n, m in enumerate(split_messages(content)))
 
 
 def _replayed(value: bytes, number: int) -> SimMessage:
