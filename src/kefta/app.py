@@ -80,8 +80,14 @@ def _credentials(settings: Settings) -> Any:
     )
 
 
-def create_worker(settings: Settings, pipeline: Pipeline) -> Worker:
-    """Build the Faust app with its agent, timers and rebalance hooks."""
+def create_worker(
+    settings: Settings, pipeline: Pipeline, scheduler: Any | None = None
+) -> Worker:
+    """Build the Faust app with its agent, timers and rebalance hooks.
+
+    ``scheduler`` (a :class:`kefta.warehouse.TrainingScheduler`) retrains k-means on
+    its interval and after every N lake files, off the event loop.
+    """
     app = faust.App(settings.group, **faust_settings(settings))
     topic = app.topic(settings.topic, value_type=bytes, key_type=bytes, acks=False)
 
@@ -103,10 +109,14 @@ def create_worker(settings: Settings, pipeline: Pipeline) -> Worker:
             await app.crash(exc)
             raise
 
+    lake_files = _FileCounter(pipeline)
+
     @app.timer(1.0)
     async def tick() -> None:
         await pipeline.tick()
         await pipeline.commit(commit)
+        if scheduler is not None:
+            scheduler.note_files_written(lake_files.new())
 
     @app.timer(settings.log_every)
     async def summary() -> None:
@@ -119,14 +129,31 @@ def create_worker(settings: Settings, pipeline: Pipeline) -> Worker:
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
         await pipeline.assign(assigned)
+        if scheduler is not None:
+            await scheduler.start()
 
     @app.on_before_shutdown.connect
     async def on_shutdown(app: faust.App, **_: Any) -> None:
         started = time.monotonic()
         await pipeline.close(commit)
+        if scheduler is not None:
+            await scheduler.stop()
         log.info("worker stopped took_ms=%d", (time.monotonic() - started) * 1000)
 
     return Worker(app, pipeline)
+
+
+class _FileCounter:
+    """New lake files since the previous call, from the lake sink's totals."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._lakes: list[Any] = [s for s in pipeline.sinks if s.name == "lake"]
+        self._seen = 0
+
+    def new(self) -> int:
+        total = int(sum(s.stats.files for s in self._lakes))
+        new, self._seen = total - self._seen, total
+        return new
 
 
 def _owned(app: faust.App, events: Sequence[Any]) -> list[Any]:

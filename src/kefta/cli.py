@@ -258,3 +258,84 @@ def _positive_rate(text: str) -> float:
             f"{text!r} is neither a positive number nor max", param_hint="--rate"
         )
     return value
+
+
+WAREHOUSE = (
+    "lake_url",
+    "gcs_endpoint",
+    "gcs_token",
+    "gcp_project",
+    "bq_dataset",
+    "bq_location",
+    "warehouse_path",
+    "pickups",
+)
+
+
+@main.command()
+@setting_options(WAREHOUSE)
+def train(**given: Any) -> None:
+    """Train k-means (8 clusters) on the reference pickups, in BigQuery or DuckDB.
+
+    Creates the dataset, the external table over the lake and the pickups table if
+    missing. Without --gcp-project, runs on a local DuckDB file (--warehouse-path).
+    """
+    from kefta.worker import open_warehouse
+
+    settings = load_settings(given)
+
+    def action() -> None:
+        store = open_warehouse(settings)
+        try:
+            result = store.train()
+        finally:
+            store.close()
+        for step in result.steps:
+            job = f" job={step.job_id}" if step.job_id else ""
+            scanned = (
+                f" bytes={step.bytes_processed}"
+                if step.bytes_processed is not None
+                else ""
+            )
+            click.echo(f"{step.step:<24} {step.duration_s:6.2f} s{job}{scanned}")
+        if result.model is not None:
+            model = result.model
+            click.echo(
+                f"k-means: {model.num_clusters} clusters on "
+                f"{model.training_rows} pickups, {model.iterations} iterations, "
+                f"mean squared distance {model.loss:.4f}"
+            )
+        click.echo(f"trained on {result.backend} in {result.duration_s:.2f} s")
+
+    _run(action)
+
+
+@main.command()
+@setting_options(WAREHOUSE)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the clusters and revenue to this PNG file",
+)
+def report(plot: Path | None, **given: Any) -> None:
+    """Revenue per k-means cluster and comfort tier, from the rides of the lake."""
+    from kefta.warehouse.report import format_report, plot_report, read_pickups
+    from kefta.worker import open_warehouse
+
+    settings = load_settings(given)
+
+    def action() -> None:
+        store = open_warehouse(settings)
+        try:
+            result = store.report()
+        finally:
+            store.close()
+        click.echo(format_report(result))
+        if plot is not None:
+            from kefta.warehouse import default_pickups_path
+
+            pickups = read_pickups(settings.pickups or default_pickups_path())
+            written = plot_report(result.revenue, result.centroids, pickups, plot)
+            click.echo(f"plot written to {written}")
+
+    _run(action)

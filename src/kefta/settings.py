@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     """BigQuery location for the dataset and jobs."""
     warehouse_path: Path = Path("warehouse.duckdb")
     """DuckDB file of the local warehouse."""
-    pickups: Path | None = None
+    pickups: str | None = None
     """Reference pickups CSV (date,lat,lon,ID) for k-means; bundled when unset."""
     train_every_seconds: float = Field(0.0, ge=0)
     """Retrain k-means this often from the worker; 0 turns the schedule off."""

@@ -106,6 +106,41 @@ def lake_filesystem(settings: Settings) -> tuple[Any, str]:
     return fsspec.filesystem("file"), os.path.abspath(settings.lake_url)
 
 
+def open_warehouse(settings: Settings) -> Any:
+    """The warehouse of ``settings``: BigQuery with a project, else local DuckDB."""
+    from kefta import warehouse
+
+    filesystem = None
+    if settings.lake_url.startswith("gs://") and settings.gcp_project is None:
+        filesystem = lake_filesystem(settings)[0]
+    lake_url = settings.lake_url
+    if "://" not in lake_url:
+        lake_url = os.path.abspath(lake_url)
+    return warehouse.open_warehouse(
+        project=settings.gcp_project,
+        lake_url=lake_url,
+        dataset=settings.bq_dataset,
+        pickups_path=settings.pickups,
+        duckdb_path=str(settings.warehouse_path),
+        location=settings.bq_location,
+        filesystem=filesystem,
+    )
+
+
+def training_scheduler(settings: Settings) -> Any | None:
+    """A scheduler that retrains k-means from the worker, when the settings ask."""
+    if not (settings.train_every_seconds or settings.train_every_files):
+        return None
+    from kefta.warehouse import TrainingScheduler
+
+    store = open_warehouse(settings)
+    return TrainingScheduler(
+        store.train,
+        interval_s=settings.train_every_seconds or None,
+        every_n_files=settings.train_every_files or None,
+    )
+
+
 def lake_sink(settings: Settings) -> Sink:
     from kefta.sinks.lake import LakeSink
 
@@ -126,7 +161,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     created = asyncio.run(ensure_topics(settings))
     producer = FaustProducer()
     pipeline = build_pipeline(settings, producer)
-    worker = create_worker(settings, pipeline)
+    worker = create_worker(settings, pipeline, training_scheduler(settings))
     producer.app = worker.app
     log.info(
         "kefta worker starting topics_created=%s sinks=%s %s",
