@@ -141,9 +141,13 @@ async def test_sinks_hold_every_valid_ride_exactly_once(run: Run) -> None:
     )
     sample = next(iter(es_rides(es, run.prefix).values()))
 
+    report = _warehouse_report(run)
     assert len(dead) == expected.invalid
     assert all(header(r, "kefta.reason") for r in dead)
     assert in_new_york["hits"]["total"]["value"] == expected.valid
+    assert sum(row.rides for row in report.revenue) == expected.valid
+    assert round(sum(row.revenue for row in report.revenue), 2) == figures["revenue"]
+    assert {row.centroid_id for row in report.revenue} <= set(range(1, 9))
     assert sample["nomclient"] is None or len(sample["nomclient"]) == 32
     record_figures(
         "sinks_50k",
@@ -232,6 +236,23 @@ async def test_mapping_conflict_dead_letters_only_the_conflicting_rides(
     ]
     assert len(refused) == 500
     assert all("failed to parse" in (header(r, "kefta.reason") or "") for r in refused)
+
+
+def _warehouse_report(run: Run) -> Any:
+    """The local warehouse's report over the GCS lake the worker wrote."""
+    from kefta.worker import open_warehouse
+
+    settings = Settings(
+        lake_url=f"gs://{run.lake_root}",
+        gcs_endpoint=run.services.gcs_endpoint,
+        warehouse_path=run.tmp / "warehouse.duckdb",
+    )
+    store = open_warehouse(settings)
+    try:
+        store.train()
+        return store.report()
+    finally:
+        store.close()
 
 
 async def _time_to_progress(run: Run) -> float:
