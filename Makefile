@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services services-down demo test unit integration lint bench faults clean
+.PHONY: install services services-down browser demo test unit integration lint bench \
+	faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,22 +21,27 @@ services:  ## start Kafka, Elasticsearch and the GCS emulator
 services-down:  ## stop the local services (data kept)
 	scripts/services down
 
+browser:  ## Debian's Chromium, for the live view's browser test
+	scripts/browser
+
 demo: install  ## run the whole pipeline end to end on local services
 	$(BIN)/python scripts/demo
 
+PY_SOURCES := src tests scripts/demo $(wildcard bench)
+
 lint: install  ## ruff and mypy --strict
-	$(BIN)/ruff check src tests bench scripts/demo
-	$(BIN)/ruff format --check src tests bench scripts/demo
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy
 
 unit: install  ## the unit tests, no network
 	$(BIN)/pytest tests/unit
 
-integration: install services  ## the integration tests against the real services
-	. .services/env && $(BIN)/pytest tests/integration
+integration: install services browser  ## the integration tests, real services
+	$(BIN)/pytest tests/integration
 
-test: install lint services  ## everything CI runs
-	. .services/env && $(BIN)/pytest tests
+test: install lint services browser  ## everything CI runs
+	$(BIN)/pytest tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out
