@@ -56,7 +56,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "producer_max_batch_size": 256 * 1024,
         "web_enabled": settings.web_enabled,
         "web_port": settings.web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": settings.web_bind,
         "web_host": "127.0.0.1",
     }
 
@@ -118,6 +118,15 @@ def create_worker(
         if scheduler is not None:
             scheduler.note_files_written(lake_files.new())
 
+    @app.task
+    async def announce() -> None:
+        # Logged from inside the app: Faust sets up logging only once it starts.
+        log.info(
+            "kefta worker started sinks=%s %s",
+            ",".join(s.name for s in pipeline.sinks) or "none",
+            settings.describe(),
+        )
+
     @app.timer(settings.log_every)
     async def summary() -> None:
         pipeline.log_summary(_lag(app))
@@ -140,6 +149,10 @@ def create_worker(
             await scheduler.stop()
         log.info("worker stopped took_ms=%d", (time.monotonic() - started) * 1000)
 
+    if settings.web_enabled:
+        from kefta.web import register_web
+
+        register_web(app, pipeline, settings)
     return Worker(app, pipeline)
 
 

@@ -339,3 +339,12 @@ def report(plot: Path | None, **given: Any) -> None:
             click.echo(f"plot written to {written}")
 
     _run(action)
+
+
+def _register_dashboards() -> None:
+    from kefta.dashboards import register
+
+    register(main)
+
+
+_register_dashboards()

@@ -31,11 +31,19 @@ class Ledger:
         self._read: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
 
-    def read(self, upto: Mapping[TopicPartition, int]) -> None:
+    def read(
+        self,
+        upto: Mapping[TopicPartition, int],
+        first: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
         """Record that ``upto[tp]`` is the next offset to read of each partition.
 
-        Call it only once every output was given the messages below ``upto``.
+        ``first`` holds the first offset read of each partition in this batch: for a
+        partition new to the ledger, it is where consumption resumed, the last
+        commit. Call it only once every output was given the messages below ``upto``.
         """
+        for tp, offset in (first or {}).items():
+            self._committed.setdefault(tp, offset)
         self._read.update(upto)
 
     def commit_points(self) -> dict[TopicPartition, int]:

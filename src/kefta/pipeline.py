@@ -115,6 +115,7 @@ class _Batch:
     rides: list[RideRequest] = field(default_factory=list)
     rejections: list[tuple[Rejection, Event]] = field(default_factory=list)
     upto: dict[TopicPartition, int] = field(default_factory=dict)
+    first: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -163,7 +164,7 @@ class Pipeline:
             await self._send(batch, priced)
             for sink, protect in self._sinks:
                 await sink.add(protect(priced), batch.upto)
-            self.ledger.read(batch.upto)
+            self.ledger.read(batch.upto, batch.first)
 
     def _decode(self, events: Sequence[Event]) -> _Batch:
         batch = _Batch()
@@ -171,6 +172,7 @@ class Pipeline:
             message = event.message
             tp = TopicPartition(message.topic, message.partition)
             batch.upto[tp] = message.offset + 1
+            batch.first.setdefault(tp, message.offset)
             source = Source(
                 message.topic,
                 message.partition,

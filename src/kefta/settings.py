@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     """Port of the worker's web server (live view, metrics, health)."""
     web_enabled: bool = True
-    """Serve the worker's web pages."""
+    """Serve the worker's web pages (live view, /metrics, /health)."""
+    web_bind: str = "127.0.0.1"
+    """Address the worker's web server listens on; 0.0.0.0 in a container."""
     log_every: float = Field(5.0, gt=0)
     """Seconds between two summary log lines of the worker."""
     data_dir: Path = Path(".kefta")
@@ -83,6 +85,8 @@ class Settings(BaseSettings):
     """Elasticsearch API key (instead of user and password)."""
     es_ca_file: Path | None = None
     """CA bundle to verify Elasticsearch's TLS certificate."""
+    es_replicas: int = Field(0, ge=0)
+    """Replicas of the ride indices; 1 or more on a production cluster."""
     es_bulk_docs: int = Field(2000, ge=1)
     """Most documents in one bulk request."""
     es_bulk_bytes: int = Field(5 * 1024 * 1024, ge=1024)
@@ -118,6 +122,18 @@ class Settings(BaseSettings):
     """Names and phone numbers in the priced topic: keep, hash or drop."""
     privacy_key: SecretStr = SecretStr("kefta-development-key")
     """HMAC key for hashed names and phones; set your own in production."""
+
+    # -- Kibana ------------------------------------------------------------------
+    kibana_url: str | None = None
+    """Kibana base URL for `kefta dashboards import`, e.g. http://127.0.0.1:5601."""
+    kibana_space: str | None = None
+    """Kibana space to import into; the default space when unset."""
+    kibana_username: str | None = None
+    """Kibana basic-auth user."""
+    kibana_password: SecretStr | None = None
+    """Kibana basic-auth password."""
+    kibana_api_key: SecretStr | None = None
+    """Kibana API key, base64 of id:key (instead of user and password)."""
 
     # -- the warehouse --------------------------------------------------------------
     gcp_project: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable
 from typing import Any
 
@@ -163,12 +164,9 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     pipeline = build_pipeline(settings, producer)
     worker = create_worker(settings, pipeline, training_scheduler(settings))
     producer.app = worker.app
-    log.info(
-        "kefta worker starting topics_created=%s sinks=%s %s",
-        ",".join(created) or "none",
-        ",".join(s.name for s in pipeline.sinks) or "none",
-        settings.describe(),
-    )
+    if created:
+        # Faust configures logging only once it starts, so this goes to stderr.
+        print(f"kefta: created topics {', '.join(created)}", file=sys.stderr)
     faust.Worker(
         worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False
     ).execute_from_commandline()

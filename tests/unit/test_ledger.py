@@ -44,3 +44,12 @@ def test_forget_drops_revoked_partitions_only() -> None:
     ledger.forget([TP])
 
     assert ledger.commit_points() == {OTHER: 9}
+
+
+def test_uncommitted_counts_from_where_consumption_resumed() -> None:
+    ledger = Ledger([lambda tp: 100])
+    ledger.read({TP: 150}, first={TP: 90})
+    ledger.read({TP: 200}, first={TP: 150})
+
+    assert ledger.uncommitted() == {TP: 110}
+    assert ledger.commit_points() == {TP: 100}
