@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install services services-down browser demo test unit integration lint bench \
-	faults clean
+.PHONY: install services services-down browser compose-check demo test unit \
+	integration lint bench faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ services-down:  ## stop the local services (data kept)
 browser:  ## Debian's Chromium, for the live view's browser test
 	scripts/browser
 
+compose-check:  ## validate docker-compose.yml with the real Compose CLI
+	scripts/compose-check
+
 demo: install  ## run the whole pipeline end to end on local services
 	$(BIN)/python scripts/demo
 
@@ -40,7 +43,7 @@ unit: install  ## the unit tests, no network
 integration: install services browser  ## the integration tests, real services
 	$(BIN)/pytest tests/integration
 
-test: install lint services browser  ## everything CI runs
+test: install lint services browser compose-check  ## everything CI runs
 	$(BIN)/pytest tests
 
 clean:
