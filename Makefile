@@ -46,5 +46,11 @@ integration: install services browser  ## the integration tests, real services
 test: install lint services browser compose-check  ## everything CI runs
 	$(BIN)/pytest tests
 
+bench: install services  ## the benchmark suite; figures in artifacts/bench/
+	$(BIN)/python -m bench.run
+
+faults: install services  ## the soak run with faults (10+ minutes)
+	$(BIN)/pytest tests/faults -m soak
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out

@@ -110,13 +110,18 @@ def _document(
 
 def format_second(moment: datetime) -> str:
     """UTC, second precision: ``2024-08-02T16:09:47Z``, as the old flow wrote it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="seconds") + "Z"
 
 
 def format_millis(moment: datetime) -> str:
-    """UTC, millisecond precision: ``2024-08-02T16:09:47.123Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    """UTC, millisecond precision (truncated): ``2024-08-02T16:09:47.123Z``.
+
+    The year always has four digits, as ISO 8601 and every sink's parser expect
+    (``strftime`` writes year 5 as ``5``, which the lake cannot parse).
+    """
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 def as_json_ready(ride: PricedRide) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -28,6 +28,9 @@ from kefta.sinks.base import Sink, TopicPartition
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+MAX_DEAD_LETTER_BYTES: Final = 512 * 1024
+"""Original bytes kept in a dead letter; larger messages are cut (and say so), so a
+poison message near Kafka's size limit cannot make its own dead letter too big."""
 Committer = Callable[[Mapping[TopicPartition, int]], Awaitable[bool]]
 """Commits offsets to Kafka; True when the broker accepted them."""
 
@@ -89,10 +92,17 @@ class DeadLetters:
             f"{source.topic}/{source.partition}/{source.offset}/{rejection.index or 0}"
         )
         original = list(event.message.headers or [])
+        value = event.value or b""
+        if len(value) > MAX_DEAD_LETTER_BYTES:
+            headers += [
+                ("kefta.truncated", b"true"),
+                ("kefta.original_bytes", str(len(value)).encode()),
+            ]
+            value = value[:MAX_DEAD_LETTER_BYTES]
         self.count += 1
         self.by_class[rejection.error_class] += 1
         return await self._producer.send(
-            self._topic, key.encode(), event.value, original + headers
+            self._topic, key.encode(), value, original + headers
         )
 
     async def refused(self, ride: PricedRide, reason: str, error_class: str) -> None:

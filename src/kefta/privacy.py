@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Final
 
 from kefta.engine import PricedRide
@@ -38,6 +39,12 @@ def pseudonym(value: str | None, key: bytes) -> str | None:
     """The keyed hash of ``value``; None stays None."""
     if value is None:
         return None
+    return _keyed_hash(value, key)
+
+
+@lru_cache(maxsize=1 << 16)
+def _keyed_hash(value: str, key: bytes) -> str:
+    # Every output that hashes asks for the same values: one HMAC serves them all.
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 

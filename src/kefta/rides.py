@@ -265,9 +265,18 @@ def _decode_canonical(document: dict[str, Any], source: Source) -> Decoded:
     event_time = model.event_time
     if event_time.tzinfo is None:
         event_time = event_time.replace(tzinfo=UTC)
+    try:
+        event_time = event_time.astimezone(UTC)
+    except OverflowError:
+        return Rejection(
+            f"event_time {model.event_time.isoformat()} is outside the years 1 to "
+            "9999 once converted to UTC",
+            "ValidationError",
+            source,
+        )
     return RideRequest(
         ride_id=str(model.ride_id),
-        event_time=event_time.astimezone(UTC),
+        event_time=event_time,
         confort=model.confort,
         tier=COMFORT_ALIASES[model.confort.strip().lower()],
         rate=_optional_float(model.prix_base_per_km),
@@ -329,12 +338,22 @@ def _explain_one(error: Mapping[str, Any], prefix: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = orjson.dumps(value, default=repr).decode()
+    try:
+        text = orjson.dumps(value, default=repr).decode()
+    except orjson.JSONEncodeError:
+        # Nested deeper than orjson writes (254 levels); it parses up to 1 024.
+        return f"a JSON {_json_type(value)} nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_type(value: Any) -> str:
-    names = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+    names = {
+        list: "array",
+        dict: "object",
+        str: "string",
+        bool: "boolean",
+        type(None): "null",
+    }
     return names.get(type(value), "number")
 
 

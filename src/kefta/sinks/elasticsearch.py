@@ -12,6 +12,11 @@ go to the dead-letter topic with Elasticsearch's reason; anything else is retrie
 an outage. A cluster that cannot be reached is a state, not a crash: the sink logs the
 outage once, probes with growing pauses, logs its end once, and meanwhile holds its
 buffer (so the ledger commits nothing it has not indexed) and applies back-pressure.
+
+Throughput: each ride is serialized once, when it is added, and the client's bulk
+helper sends that text as it is; one bulk request is in flight while the worker
+prepares the next batch (a full buffer waits for the request before it, so at most
+two bulks' worth are held).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -109,8 +115,25 @@ class EsStats:
 class _Item:
     ride: PricedRide
     index: str
-    size: int
+    source: str
+    """The document, serialized once when the ride is added."""
     first_try: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.source) + _ACTION_BYTES
+
+    def action(self) -> dict[str, Any]:
+        return {
+            "_op_type": "index",
+            "_index": self.index,
+            "_id": self.ride["ride_id"],
+            "_source": self.source,
+        }
+
+
+_ACTION_BYTES: Final = 100
+"""About what a bulk action line adds to a document."""
 
 
 class ElasticsearchSink:
@@ -140,6 +163,8 @@ class ElasticsearchSink:
         self._buffer: list[_Item] = []
         self._bytes = 0
         self._oldest = 0.0
+        self._sending: list[_Item] = []
+        self._inflight: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # One INFO line per bulk request from the client would drown the sink's own
@@ -163,25 +188,36 @@ class ElasticsearchSink:
         if rides and not self._buffer:
             self._oldest = time.monotonic()
         for ride in rides:
-            size = len(orjson.dumps(ride)) + 100
-            self._buffer.append(
-                _Item(ride, index_name(self._prefix, ride["event_time"]), size)
+            item = _Item(
+                ride,
+                index_name(self._prefix, ride["event_time"]),
+                orjson.dumps(ride).decode(),
             )
-            self._bytes += size
+            self._buffer.append(item)
+            self._bytes += item.size
             if len(self._buffer) >= self._bulk_docs or self._bytes >= self._bulk_bytes:
-                await self.flush()
+                await self._dispatch()
+        if self._buffer and time.monotonic() - self._oldest >= self._flush_seconds:
+            await self._dispatch()
 
     async def tick(self) -> None:
+        if self._inflight is not None and self._inflight.done():
+            await self._reap()
         if self._buffer and time.monotonic() - self._oldest >= self._flush_seconds:
-            await self.flush()
+            await self._dispatch()
 
     def safe_offset(self, tp: TopicPartition) -> int | None:
         offsets = [
-            i.ride["source_offset"] for i in self._buffer if source_tp(i.ride) == tp
+            i.ride["source_offset"]
+            for items in (self._sending, self._buffer)
+            for i in items
+            if source_tp(i.ride) == tp
         ]
         return min(offsets) if offsets else None
 
     def revoke(self, tps: Iterable[TopicPartition]) -> None:
+        # A bulk already in flight finishes; its ids are deterministic, so the new
+        # owner's replay of the same rides overwrites them.
         gone = set(tps)
         self._buffer = [i for i in self._buffer if source_tp(i.ride) not in gone]
         self._bytes = sum(i.size for i in self._buffer)
@@ -194,43 +230,58 @@ class ElasticsearchSink:
 
         Waits through outages and retriable item errors; see the module docstring.
         """
+        await self._dispatch()
+        await self._reap()
+
+    async def _dispatch(self) -> None:
+        """Wait for the bulk in flight, then send the buffer as the next one."""
+        await self._reap()
+        if not self._buffer:
+            return
+        self._sending, self._buffer, self._bytes = self._buffer, [], 0
+        self._inflight = asyncio.create_task(self._index_all(self._sending))
+
+    async def _reap(self) -> None:
+        """Wait for the bulk in flight; its exception (a bug) is raised here."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            try:
+                await task
+            finally:
+                self._sending = []
+
+    async def _index_all(self, items: list[_Item]) -> None:
         attempt = 0
-        while self._buffer:
+        while items:
             started = time.monotonic()
-            retry = await self._until_available(lambda: self._bulk(self._buffer))
-            self._log_flush(len(self._buffer) - len(retry), len(retry), started)
-            self._buffer = retry
+            retry = await self._until_available(partial(self._bulk, items))
+            self._log_flush(len(items) - len(retry), len(retry), started)
+            items = retry
             if retry:
                 attempt += 1
                 await asyncio.sleep(self._backoff(attempt))
-        self._bytes = 0
 
     async def _bulk(self, items: list[_Item]) -> list[_Item]:
-        """One pass of bulk requests over ``items``; returns the items to retry."""
-        actions = (
-            {
-                "_op_type": "index",
-                "_index": i.index,
-                "_id": i.ride["ride_id"],
-                "_source": i.ride,
-            }
-            for i in items
-        )
+        """One pass of bulk requests over ``items``; returns the items to retry.
+
+        The helper yields one result per action, in order (``max_retries=0``: the
+        retry policy is the sink's own, per status).
+        """
         retry: list[_Item] = []
-        position = 0
-        async for ok, result in async_streaming_bulk(
+        results = async_streaming_bulk(
             self.client,
-            actions,
+            (i.action() for i in items),
             chunk_size=self._bulk_docs,
             max_chunk_bytes=self._bulk_bytes,
             raise_on_error=False,
             raise_on_exception=True,
             max_retries=0,
-        ):
+        )
+        position = 0
+        async for ok, result in results:
             item = items[position]
             position += 1
-            outcome = await self._settle(item, ok, result)
-            if outcome == "retry":
+            if await self._settle(item, ok, result) == "retry":
                 retry.append(item)
         self.stats.bulks += 1
         return retry
@@ -297,7 +348,7 @@ class ElasticsearchSink:
             self.stats.outages += 1
             log.warning(
                 "elasticsearch unavailable, indexing paused, buffered=%d: %s",
-                len(self._buffer),
+                len(self._buffer) + len(self._sending),
                 exc,
             )
 

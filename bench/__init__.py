@@ -1,0 +1,1 @@
+"""kefta's benchmarks: run them with ``python -m bench.run``."""
