@@ -13,9 +13,7 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import urllib.error
@@ -24,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -347,83 +345,6 @@ async def wait_for(
 
 
 # -- worker processes ----------------------------------------------------------
-
-
-class WorkerProcess:
-    """A ``kefta worker`` subprocess with its own environment and log file."""
-
-    def __init__(
-        self, env: dict[str, str], log_path: Path, command: Sequence[str] = ()
-    ) -> None:
-        self.env = {**os.environ, **env}
-        self.log_path = log_path
-        self.command = list(command) or [
-            str(Path(sys.executable).with_name("kefta")),
-            "worker",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command,
-            env=self.env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.started = time.monotonic()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def peak_rss_mb(self) -> float:
-        """Peak resident memory so far (``VmHWM``), in MiB."""
-        return _status_kb(self.pid, "VmHWM") / 1024
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        return self._signal(signal.SIGTERM, timeout)
-
-    def _signal(self, sig: int, timeout: float = 30.0) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    return 0
 
 
 def kafka_bytes_on_disk(topic: str) -> int:

@@ -33,7 +33,6 @@ from aiokafka import AIOKafkaConsumer
 from bench.common import (
     Offsets,
     Scratch,
-    WorkerProcess,
     es,
     gcs_filesystem,
     kafka_bytes_on_disk,
@@ -45,6 +44,7 @@ from bench.common import (
 )
 from bench.kernel import baseline_price
 from kefta.simulator import Simulation
+from kefta.testing import WorkerProcess
 
 WORKER_TUNING = {
     # Short lake files, so that commits (which wait for a closed file) follow the

@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 from bench.common import (
     Offsets,
     Scratch,
-    WorkerProcess,
     es,
     gcs_filesystem,
     logs_dir,
@@ -34,6 +33,7 @@ from bench.common import (
     write_result,
 )
 from kefta.simulator import SimMessage, Simulation
+from kefta.testing import WorkerProcess
 
 POLL_SECONDS = 0.1
 SAMPLES_PER_SECOND = 20

@@ -28,7 +28,6 @@ from bench.common import (
     ARTIFACTS,
     Offsets,
     Scratch,
-    WorkerProcess,
     logs_dir,
     produce_messages,
     wait_for,
@@ -36,6 +35,7 @@ from bench.common import (
 )
 from bench.e2e import WORKER_TUNING
 from kefta.simulator import Simulation
+from kefta.testing import WorkerProcess
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
