@@ -86,6 +86,7 @@ def elasticsearch_sink(settings: Settings, dead_letters: DeadLetters) -> Sink:
         bulk_docs=settings.es_bulk_docs,
         bulk_bytes=settings.es_bulk_bytes,
         flush_seconds=settings.es_flush_seconds,
+        replicas=settings.es_replicas,
     )
 
 

@@ -152,11 +152,13 @@ class ElasticsearchSink:
         flush_seconds: float = 1.0,
         retry_seconds: float = 300.0,
         max_backoff: float = 10.0,
+        replicas: int = 0,
     ) -> None:
         self.client = client
         self.stats = EsStats()
         self._dead_letter = dead_letter
         self._prefix = prefix
+        self._replicas = replicas
         self._bulk_docs, self._bulk_bytes = bulk_docs, bulk_bytes
         self._flush_seconds, self._retry_seconds = flush_seconds, retry_seconds
         self._max_backoff = max_backoff
@@ -170,7 +172,7 @@ class ElasticsearchSink:
         # One INFO line per bulk request from the client would drown the sink's own
         # summary line per flush.
         logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-        await self.install_template()
+        await self.install_template(self._replicas)
 
     async def install_template(self, replicas: int = 0) -> None:
         """Create or update the index template (idempotent); waits for the cluster."""
