@@ -160,6 +160,7 @@ def lake_sink(settings: Settings) -> Sink:
 
 def run(settings: Settings, loglevel: str = "info") -> None:
     """Prepare the destinations, log the configuration, run until SIGINT/SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     created = asyncio.run(ensure_topics(settings))
     producer = FaustProducer()
     pipeline = build_pipeline(settings, producer)
