@@ -92,9 +92,16 @@ def create_worker(
     topic = app.topic(settings.topic, value_type=bytes, key_type=bytes, acks=False)
 
     async def commit(points: Mapping[Any, int]) -> bool:
+        # Only partitions still assigned can be committed; around a rebalance the
+        # rest would leave an empty commit, which aiokafka rejects by crashing the
+        # consumer thread.
+        assigned = app.consumer.assignment()
+        owned = {tp: offset for tp, offset in points.items() if tp in assigned}
+        if not owned:
+            return False
         # Faust has no public call to commit given offsets; this is the one its
         # own committer ends in, and it reports whether Kafka accepted them.
-        return bool(await app.consumer._commit(points))
+        return bool(await app.consumer._commit(owned))
 
     @app.agent(topic, concurrency=1)
     async def price(stream: faust.Stream) -> None:

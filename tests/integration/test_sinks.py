@@ -281,3 +281,18 @@ def _services(action: str, service: str) -> None:
         capture_output=True,
         timeout=300,
     )
+
+
+async def test_two_workers_share_the_partitions_exactly_once(run: Run) -> None:
+    messages = list(Simulation(seed=26, bad_fraction=0.02).messages(20_000))
+    feeding = asyncio.create_task(produce_recorded(run, messages, rate=2000))
+    first = run.start_worker("first")
+    await asyncio.sleep(4)
+    second = run.start_worker("second")
+    expected = await feeding
+    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+
+    check_exactly_once(run, expected)
+    assert first.alive()
+    assert second.alive()
+    assert "Crashed" not in first.log_text() + second.log_text()
