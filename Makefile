@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install kefta with its dev tools
 
 services:  ## start Kafka, Elasticsearch and the GCS emulator
-	scripts/services up
+	scripts/services up || { sleep 5; scripts/services up; }
 
 services-down:  ## stop the local services (data kept)
 	scripts/services down
