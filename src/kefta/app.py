@@ -177,10 +177,16 @@ class _FileCounter:
 
 
 def _owned(app: faust.App, events: Sequence[Any]) -> list[Any]:
-    # Events fetched before a rebalance can still reach the agent after it; the new
-    # owner of their partition will process them, so they are left alone here.
+    # Events fetched before a rebalance can still reach the agent after it. Their
+    # partition is replayed from the last commit by whoever owns it now (this worker
+    # included), so handling them too would put the same rides in the lake twice.
     assignment = app.consumer.assignment()
-    return [e for e in events if e.message.tp in assignment]
+    generation = app.consumer_generation_id
+    return [
+        e
+        for e in events
+        if e.message.tp in assignment and e.message.generation_id in (None, generation)
+    ]
 
 
 def _lag(app: faust.App) -> int | None:

@@ -167,6 +167,7 @@ class Pipeline:
         if not events:
             return
         async with self._lock:
+            await self._start_sinks()
             batch = self._decode(events)
             priced = price_rides(batch.rides, self.tariff)
             for watcher in self._watchers:
@@ -226,14 +227,21 @@ class Pipeline:
     async def assign(self, tps: Iterable[Any]) -> None:
         """Partitions were assigned: start the sinks the first time, and let sinks that
         recover state per partition do so."""
+        assigned = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        async with self._lock:
+            await self._start_sinks()
+            for sink in self.sinks:
+                recover = getattr(sink, "assign", None)
+                if recover is not None:
+                    await recover(assigned)
+
+    async def _start_sinks(self) -> None:
+        # Faust may hand over the first events while the assignment hook still
+        # runs; whichever comes first starts the sinks (under the lock).
         if not self._started:
             for sink in self.sinks:
                 await sink.start()
             self._started = True
-        for sink in self.sinks:
-            recover = getattr(sink, "assign", None)
-            if recover is not None:
-                await recover([TopicPartition(tp.topic, tp.partition) for tp in tps])
 
     async def revoke(self, tps: Iterable[Any], commit: Committer) -> None:
         """Commit what is durable, then forget revoked partitions: their new owner

@@ -110,15 +110,22 @@ class LakeSink:
         log.info("lake ready root=%s filesystem=%s", self.root, _protocols(self.fs)[0])
 
     async def assign(self, tps: Iterable[TopicPartition]) -> None:
-        """Load the manifests of newly assigned partitions (replay detection)."""
+        """Load the manifests of newly assigned partitions (replay detection); one
+        already loaded since the assignment (by :meth:`add`) is kept."""
         for tp in tps:
-            self._manifests[tp] = await self._retrying(
-                lambda tp=tp: self._read_manifest(tp)
-            )
+            if tp not in self._manifests:
+                await self._load_manifest(tp)
+
+    async def _load_manifest(self, tp: TopicPartition) -> None:
+        self._manifests[tp] = await self._retrying(lambda: self._read_manifest(tp))
 
     async def add(
         self, rides: Sequence[PricedRide], upto: Mapping[TopicPartition, int]
     ) -> None:
+        # A ride may arrive before the assignment hook has run (Faust resumes the
+        # stream concurrently with it): load a missing manifest before deciding.
+        for tp in {source_tp(r) for r in rides} - self._manifests.keys():
+            await self._load_manifest(tp)
         now = time.monotonic()
         for ride in rides:
             tp = source_tp(ride)
