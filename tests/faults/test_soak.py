@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import random
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from kefta.rides import RideRequest, Source, decode_message
 from kefta.settings import Settings
 from kefta.simulator import Simulation
 from support.counting import committed_total, header, produced_total
-from support.services import ROOT, Endpoints
+from support.services import ROOT, Endpoints, run_services
 from support.sinks import duplicates, es_client, es_rides, gcs_filesystem, lake_table
 from support.worker import WorkerProcess
 
@@ -154,7 +153,7 @@ async def inject(soak: Soak, fault: Fault) -> None:
     if fault.kind == "kill":
         soak.kill_worker()
     else:
-        await asyncio.to_thread(_services, "restart", fault.kind)
+        await asyncio.to_thread(run_services, "restart", fault.kind)
     fault.seconds = time.monotonic() - began
     fault.recovered_after = await _time_to_progress(soak)
     soak.check_worker()
@@ -176,15 +175,6 @@ async def _committed(soak: Soak) -> int | None:
         return await committed_total(soak.settings)
     except Exception:  # the broker itself may be restarting
         return None
-
-
-def _services(action: str, service: str) -> None:
-    subprocess.run(
-        [str(ROOT / "scripts" / "services"), action, service],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
 
 
 async def drain(soak: Soak) -> float:
@@ -236,7 +226,7 @@ def soak(
     )
     yield run
     for service in ("kafka", "es", "gcs"):
-        _services("up", service)
+        run_services("up", service)
     es_client(services.es_url).indices.delete(
         index=f"{run.prefix}-*", allow_no_indices=True
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from kefta.producer import produce
 from kefta.settings import Settings
 from kefta.simulator import SimMessage, Simulation
 from support.counting import Expected, expected_outcome, fully_committed, header
-from support.services import ROOT, Endpoints
+from support.services import Endpoints, run_services
 from support.sinks import (
     NEW_YORK,
     duplicates,
@@ -185,9 +184,9 @@ async def test_sinks_survive_a_30_second_outage(run: Run, service: str) -> None:
     feeding = asyncio.create_task(produce_recorded(run, messages, rate=1000))
     worker = run.start_worker("worker")
     await asyncio.sleep(8)
-    _services("stop", service)
+    run_services("stop", service)
     await asyncio.sleep(30)
-    _services("start", service)
+    run_services("start", service)
     back = time.monotonic()
     expected = await feeding
     await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
@@ -272,15 +271,6 @@ async def _distinct_dead(run: Run) -> set[tuple[str | None, str | None]]:
         (header(r, "kefta.source.partition"), header(r, "kefta.source.offset"))
         for r in await dead_letters(run)
     }
-
-
-def _services(action: str, service: str) -> None:
-    subprocess.run(
-        [str(ROOT / "scripts" / "services"), action, service],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
 
 
 async def _two_workers_run(run: Run) -> Expected:

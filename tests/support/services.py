@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -50,3 +51,13 @@ def unreachable(found: Endpoints) -> list[str]:
         except OSError as exc:
             problems.append(f"{name} at {url}: {exc}")
     return problems
+
+
+def run_services(action: str, service: str) -> None:
+    """``scripts/services ACTION SERVICE`` (stop, start, restart), failing loudly."""
+    subprocess.run(
+        [str(ROOT / "scripts" / "services"), action, service],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
