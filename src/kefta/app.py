@@ -103,12 +103,15 @@ def create_worker(
         # own committer ends in, and it reports whether Kafka accepted them.
         return bool(await app.consumer._commit(owned))
 
+    pipeline.fence_writes(commit)
+    ownership = Ownership(app)
+
     @app.agent(topic, concurrency=1)
     async def price(stream: faust.Stream) -> None:
         batches = stream.take_events(settings.batch_size, within=settings.batch_seconds)
         try:
             async for events in batches:
-                await pipeline.process(_owned(app, events))
+                await pipeline.process(events, ownership.select)
         except Exception as exc:
             # Nothing of the failed batch was committed; stop the worker rather than
             # leave a live process that consumes nothing.
@@ -140,6 +143,7 @@ def create_worker(
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        ownership.revoked()
         await pipeline.revoke(revoked, commit)
 
     @app.on_partitions_assigned.connect
@@ -176,17 +180,45 @@ class _FileCounter:
         return new
 
 
-def _owned(app: faust.App, events: Sequence[Any]) -> list[Any]:
-    # Events fetched before a rebalance can still reach the agent after it. Their
-    # partition is replayed from the last commit by whoever owns it now (this worker
-    # included), so handling them too would put the same rides in the lake twice.
-    assignment = app.consumer.assignment()
-    generation = app.consumer_generation_id
-    return [
-        e
-        for e in events
-        if e.message.tp in assignment and e.message.generation_id in (None, generation)
-    ]
+class Ownership:
+    """Which consumed events this worker may still act on.
+
+    An event counts only if its partition is assigned to this worker in the consumer
+    generation it was fetched in. Its partition is replayed from the last commit by
+    whoever owns it afterwards (this worker included), so acting on it too would put
+    the same rides in the lake twice. Two windows need care: events fetched before a
+    rebalance reach the agent after it (Faust's take buffer outlives the revoke), and
+    from the revoke until the next assignment the old generation still looks current.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._void: int | None = None
+
+    def revoked(self) -> None:
+        """The current generation ends: none of its events counts any more."""
+        self._void = self._app.consumer_generation_id
+
+    def select(self, events: Sequence[Any]) -> list[Any]:
+        """The events that still count."""
+        generation = self._app.consumer_generation_id
+        if generation == self._void:
+            kept = []
+        else:
+            assignment = self._app.consumer.assignment()
+            kept = [
+                e
+                for e in events
+                if e.message.tp in assignment
+                and e.message.generation_id in (None, generation)
+            ]
+        if len(kept) < len(events):
+            log.info(
+                "skipped %d messages fetched before the rebalance; "
+                "their partition's owner reads them again from the last commit",
+                len(events) - len(kept),
+            )
+        return kept
 
 
 def _lag(app: faust.App) -> int | None:

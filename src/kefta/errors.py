@@ -5,6 +5,7 @@
     KeftaError                 root of every error kefta raises on purpose
     ├── RejectedRide           terminal: the input is wrong; dead-letter it
     ├── ConfigError            terminal: a setting is wrong; fix it and restart
+    ├── OffsetRewind           terminal: the stream went back; restart the worker
     └── SinkError              a destination failed
         ├── SinkUnavailable    retriable: the destination is down; wait and retry
         └── SinkRejected       terminal: the destination refused this record
@@ -35,6 +36,14 @@ class RejectedRide(KeftaError):
 
 class ConfigError(KeftaError):
     """A setting or a configuration file is invalid."""
+
+
+class OffsetRewind(KeftaError):
+    """A partition was read again from an earlier offset without a rebalance.
+
+    The outputs would then hold rides the ledger does not account for; a restart
+    resumes from the last commit, where outputs and ledger agree again.
+    """
 
 
 class SinkError(KeftaError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from kefta.errors import OffsetRewind
 from kefta.sinks.base import TopicPartition
 
 SafeOffset = Callable[[TopicPartition], int | None]
@@ -42,21 +43,40 @@ class Ledger:
         partition new to the ledger, it is where consumption resumed, the last
         commit. Call it only once every output was given the messages below ``upto``.
         """
+        self.check(first or {})
         for tp, offset in (first or {}).items():
             self._committed.setdefault(tp, offset)
         self._read.update(upto)
 
+    def check(self, first: Mapping[TopicPartition, int]) -> None:
+        """Raise :class:`~kefta.errors.OffsetRewind` if a batch starting at
+        ``first[tp]`` goes back behind what was already read of its partition."""
+        for tp, offset in first.items():
+            read = self._read.get(tp)
+            if read is not None and offset < read:
+                raise OffsetRewind(
+                    f"partition {tp.topic}/{tp.partition} was read again from offset "
+                    f"{offset} after {read} without a rebalance; restart the worker "
+                    "to resume from the last commit"
+                )
+
     def commit_points(self) -> dict[TopicPartition, int]:
         """Commit points that moved past the last committed offset, per partition."""
         points = {}
-        for tp, read in self._read.items():
-            limits = [
-                s for s in (output(tp) for output in self._outputs) if s is not None
-            ]
-            point = min([read, *limits])
-            if point > self._committed.get(tp, -1):
+        for tp in self._read:
+            point = self.commit_point(tp)
+            if point is not None and point > self._committed.get(tp, -1):
                 points[tp] = point
         return points
+
+    def commit_point(self, tp: TopicPartition) -> int | None:
+        """The offset below which everything read of ``tp`` is durable everywhere;
+        None for a partition not read since it was assigned."""
+        read = self._read.get(tp)
+        if read is None:
+            return None
+        limits = [s for s in (output(tp) for output in self._outputs) if s is not None]
+        return min([read, *limits])
 
     def committed(self, points: Mapping[TopicPartition, int]) -> None:
         """Record that Kafka accepted the commit of ``points``."""

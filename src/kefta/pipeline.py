@@ -162,13 +162,24 @@ class Pipeline:
     def sinks(self) -> list[Sink]:
         return [sink for sink, _ in self._sinks]
 
-    async def process(self, events: Sequence[Event]) -> None:
-        """Handle one batch; returns once its Kafka outputs are acknowledged."""
-        if not events:
-            return
+    async def process(
+        self,
+        events: Sequence[Event],
+        keep: Callable[[Sequence[Event]], Sequence[Event]] | None = None,
+    ) -> None:
+        """Handle one batch; returns once its Kafka outputs are acknowledged.
+
+        ``keep`` selects, once no rebalance hook can run any more, the events this
+        worker still owns; the others are left to the partition's owner.
+        """
         async with self._lock:
+            if keep is not None:
+                events = keep(events)
+            if not events:
+                return
             await self._start_sinks()
             batch = self._decode(events)
+            self.ledger.check(batch.first)
             priced = price_rides(batch.rides, self.tariff)
             for watcher in self._watchers:
                 watcher(priced)
@@ -224,6 +235,22 @@ class Pipeline:
             return len(points)
         return 0
 
+    def fence_writes(self, commit: Committer) -> None:
+        """Make sinks with a ``fence`` confirm, before each write, that this worker
+        still owns the partition: by committing its commit point, which the broker
+        refuses from a member the group has moved on from."""
+
+        async def still_owned(tp: TopicPartition) -> bool:
+            point = self.ledger.commit_point(tp)
+            if point is None or not await commit({tp: point}):
+                return False
+            self.ledger.committed({tp: point})
+            return True
+
+        for sink in self.sinks:
+            if hasattr(sink, "fence"):
+                sink.fence = still_owned
+
     async def assign(self, tps: Iterable[Any]) -> None:
         """Partitions were assigned: start the sinks the first time, and let sinks that
         recover state per partition do so."""
@@ -234,6 +261,10 @@ class Pipeline:
                 recover = getattr(sink, "assign", None)
                 if recover is not None:
                     await recover(assigned)
+        log.info(
+            "partitions assigned partitions=%s",
+            ",".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)) or "none",
+        )
 
     async def _start_sinks(self) -> None:
         # Faust may hand over the first events while the assignment hook still

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import pytest
+
+from kefta.errors import OffsetRewind
 from kefta.ledger import Ledger
 from kefta.sinks.base import TopicPartition
 
@@ -53,3 +56,24 @@ def test_uncommitted_counts_from_where_consumption_resumed() -> None:
 
     assert ledger.uncommitted() == {TP: 110}
     assert ledger.commit_points() == {TP: 100}
+
+
+def test_a_batch_that_goes_back_behind_the_read_offset_is_refused() -> None:
+    ledger = Ledger([lambda tp: None])
+    ledger.read({TP: 10}, {TP: 0})
+
+    with pytest.raises(OffsetRewind, match=r"rides/0 .* offset 4 after 10"):
+        ledger.read({TP: 12}, {TP: 4})
+    ledger.read({TP: 12, OTHER: 3}, {TP: 10, OTHER: 0})
+
+    assert ledger.commit_points() == {TP: 12, OTHER: 3}
+
+
+def test_a_revoked_partition_may_be_read_again_from_its_last_commit() -> None:
+    ledger = Ledger([lambda tp: None])
+    ledger.read({TP: 10}, {TP: 0})
+
+    ledger.forget([TP])
+    ledger.read({TP: 6}, {TP: 0})
+
+    assert ledger.commit_points() == {TP: 6}

@@ -16,11 +16,16 @@ offsets itself and never imports the stream app.
 * ``revoke`` forgets buffered rides of partitions the worker no longer owns; they
   will be consumed again by the new owner from the last commit.
 * ``close`` writes everything buffered; called on graceful shutdown.
+
+A sink whose writes are not idempotent (the lake: a file name may be reused with
+other content) also has a ``fence`` attribute, an :data:`OwnershipCheck` it calls
+before each write: a worker the group has moved on from (one that was frozen past
+its session timeout, say) must not overwrite what the new owner wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from kefta.engine import PricedRide
@@ -29,6 +34,11 @@ from kefta.engine import PricedRide
 class TopicPartition(NamedTuple):
     topic: str
     partition: int
+
+
+OwnershipCheck = Callable[[TopicPartition], Awaitable[bool]]
+"""Asks the broker whether this worker still owns a partition; False when the group
+has moved it to another member (or is moving it right now)."""
 
 
 class Sink(Protocol):

@@ -14,6 +14,12 @@ the range of a recorded file of its hour is skipped (it is already in that file)
 a file that was uploaded but not recorded is rewritten under the same name. Uploads
 are atomic: an object appears whole or not at all, and local files are renamed into
 place.
+
+Before a file is written, the :attr:`LakeSink.fence` asks the broker whether this
+worker still owns the partition. A worker that was frozen past its session timeout
+wakes up with open files for partitions the group gave to another worker; writing
+them would overwrite the new owner's file of the same name. It keeps them instead,
+until the rebalance that follows revokes them.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import pyarrow.parquet as pq
 
 from kefta.engine import PricedRide
 from kefta.lake_schema import RIDE_SCHEMA
-from kefta.sinks.base import TopicPartition, source_tp
+from kefta.sinks.base import OwnershipCheck, TopicPartition, source_tp
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ class LakeStats:
     rows: int = 0
     bytes_written: int = 0
     skipped_replayed: int = 0
+    fenced: int = 0
+    """Closes held back because the partition had moved to another worker."""
     rotations: dict[str, int] = field(default_factory=dict)
     down_since: float | None = None
     outages: int = 0
@@ -103,6 +111,10 @@ class LakeSink:
         self._open: dict[tuple[TopicPartition, str], _Open] = {}
         self._manifests: dict[TopicPartition, list[dict[str, Any]]] = {}
         self._local = "file" in _protocols(fs)
+        self.fence: OwnershipCheck | None = None
+        """Confirms ownership of a partition before its file is written."""
+        self._held: set[TopicPartition] = set()
+        """Partitions the fence refused since the last tick: not asked again before."""
 
     # -- the sink contract ---------------------------------------------------------
 
@@ -141,6 +153,7 @@ class LakeSink:
         await self._enforce_budget()
 
     async def tick(self) -> None:
+        self._held.clear()
         now = time.monotonic()
         for current in list(self._open.values()):
             if now - current.opened >= self._max_seconds:
@@ -157,8 +170,10 @@ class LakeSink:
         self._open = {k: o for k, o in self._open.items() if o.tp not in gone}
         for tp in gone:
             self._manifests.pop(tp, None)
+        self._held -= gone
 
     async def close(self) -> None:
+        self._held.clear()
         for current in list(self._open.values()):
             await self._close(current, "shutdown")
 
@@ -198,11 +213,27 @@ class LakeSink:
     async def _enforce_budget(self) -> None:
         while self._open and self.buffered_bytes() > self._budget:
             largest = max(self._open.values(), key=_Open.size)
-            await self._close(largest, "memory")
+            if not await self._close(largest, "memory"):
+                return
 
     # -- writing -------------------------------------------------------------------
 
-    async def _close(self, current: _Open, reason: str) -> None:
+    async def _close(self, current: _Open, reason: str) -> bool:
+        """Write and record ``current``; False if the fence held it back."""
+        if current.tp in self._held:
+            return False
+        if self.fence is not None and not await self.fence(current.tp):
+            self._held.add(current.tp)
+            self.stats.fenced += 1
+            log.warning(
+                "lake file not written: partition %s/%d is no longer this worker's "
+                "(a rebalance is moving it); rows=%d reason=%s",
+                current.tp.topic,
+                current.tp.partition,
+                current.count,
+                reason,
+            )
+            return False
         started = time.monotonic()
         if current.rows:
             self._compact(current)
@@ -221,6 +252,7 @@ class LakeSink:
             reason,
             (time.monotonic() - started) * 1000,
         )
+        return True
 
     def _path(self, current: _Open) -> str:
         tp = current.tp
