@@ -134,6 +134,11 @@ _LAKE_COUNTERS: Final = (
         "skipped_replayed",
     ),
     ("kefta_lake_outages", "Outages of the storage.", "outages"),
+    (
+        "kefta_lake_held_back",
+        "File writes held back: the partition had moved to another worker.",
+        "fenced",
+    ),
 )
 
 
