@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fsspec
+import orjson
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from kefta.engine import PricedRide, price_rides
 from kefta.pricing import load_tariff
@@ -67,3 +70,54 @@ async def test_a_fenced_memory_budget_does_not_spin(tmp_path: Path) -> None:
     assert written(tmp_path) == 0
     assert lake.stats.fenced == 1
     assert lake.safe_offset(TP) == 0
+
+
+class Answers:
+    """A fence that answers from a script: one answer per question."""
+
+    def __init__(self, *answers: bool) -> None:
+        self.answers = list(answers)
+
+    async def __call__(self, tp: TopicPartition) -> bool:
+        return self.answers.pop(0)
+
+
+async def test_ownership_is_asked_again_before_the_manifest(tmp_path: Path) -> None:
+    lake = LakeSink(fsspec.filesystem("file"), str(tmp_path))
+    lake.fence = Answers(True, False, True, True)
+    batch = rides(30)
+    manifest = tmp_path / "_kefta" / "manifests" / "rides-000.json"
+
+    await lake.add(batch, {TP: 30})
+    await lake.close()
+    recorded_after_refusal = manifest.exists()
+    await lake.close()
+
+    assert not recorded_after_refusal
+    assert lake.stats.fenced == 1
+    assert len(orjson.loads(manifest.read_bytes())["files"]) == 1
+    assert written(tmp_path) == len(batch)
+
+
+class FlakyFiles(LocalFileSystem):  # type: ignore[misc]
+    """A local filesystem whose first write fails like a dropped connection."""
+
+    failures = 1
+
+    def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("storage went away")
+        super().pipe_file(path, value, **kwargs)
+
+
+async def test_ownership_is_asked_again_after_a_storage_outage(tmp_path: Path) -> None:
+    lake = LakeSink(FlakyFiles(skip_instance_cache=True), str(tmp_path))
+    lake.fence = Answers(True, False)
+
+    await lake.add(rides(10), {TP: 10})
+    await lake.close()
+
+    assert lake.stats.outages == 1
+    assert lake.stats.fenced == 1
+    assert written(tmp_path) == 0

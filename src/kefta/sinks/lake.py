@@ -15,8 +15,8 @@ a file that was uploaded but not recorded is rewritten under the same name. Uplo
 are atomic: an object appears whole or not at all, and local files are renamed into
 place.
 
-Before a file is written, the :attr:`LakeSink.fence` asks the broker whether this
-worker still owns the partition. A worker that was frozen past its session timeout
+Before every attempt to write a file or a manifest, the :attr:`LakeSink.fence` asks
+the broker whether this worker still owns the partition. A worker that was frozen past its session timeout
 wakes up with open files for partitions the group gave to another worker; writing
 them would overwrite the new owner's file of the same name. It keeps them instead,
 until the rebalance that follows revokes them.
@@ -222,26 +222,18 @@ class LakeSink:
         """Write and record ``current``; False if the fence held it back."""
         if current.tp in self._held:
             return False
-        if self.fence is not None and not await self.fence(current.tp):
-            self._held.add(current.tp)
-            self.stats.fenced += 1
-            log.warning(
-                "lake file not written: partition %s/%d is no longer this worker's "
-                "(a rebalance is moving it); rows=%d reason=%s",
-                current.tp.topic,
-                current.tp.partition,
-                current.count,
-                reason,
-            )
-            return False
         started = time.monotonic()
         if current.rows:
             self._compact(current)
         table = pa.Table.from_batches(current.batches, RIDE_SCHEMA)
         path = self._path(current)
         data = self._encode(table, current)
-        await self._retrying(lambda: self._upload(path, data))
-        await self._record(current, path)
+        try:
+            await self._retrying(lambda: self._owned_upload(current.tp, path, data))
+            await self._record(current, path)
+        except _Moved:
+            self._hold(current, reason)
+            return False
         del self._open[(current.tp, current.hour)]
         self._count(reason, current.count, len(data))
         log.info(
@@ -253,6 +245,25 @@ class LakeSink:
             (time.monotonic() - started) * 1000,
         )
         return True
+
+    def _hold(self, current: _Open, reason: str) -> None:
+        self._held.add(current.tp)
+        self.stats.fenced += 1
+        log.warning(
+            "lake file not written: partition %s/%d is no longer this worker's "
+            "(a rebalance is moving it); rows=%d reason=%s",
+            current.tp.topic,
+            current.tp.partition,
+            current.count,
+            reason,
+        )
+
+    async def _owned_upload(self, tp: TopicPartition, path: str, data: bytes) -> None:
+        # Asked before every attempt, not once: while storage is down, the group may
+        # move the partition on.
+        if self.fence is not None and not await self.fence(tp):
+            raise _Moved(tp)
+        await self._upload(path, data)
 
     def _path(self, current: _Open) -> str:
         tp = current.tp
@@ -287,21 +298,21 @@ class LakeSink:
         self.fs.mv(partial, path)
 
     async def _record(self, current: _Open, path: str) -> None:
-        entries = self._manifests.setdefault(current.tp, [])
-        entries.append(
-            {
-                "hour": current.hour,
-                "first": current.first_offset,
-                "last": current.last_offset,
-                "rows": current.count,
-                "path": path,
-            }
-        )
-        del entries[:-_MANIFEST_KEEP]
+        entry = {
+            "hour": current.hour,
+            "first": current.first_offset,
+            "last": current.last_offset,
+            "rows": current.count,
+            "path": path,
+        }
+        entries = [*self._manifests.get(current.tp, []), entry][-_MANIFEST_KEEP:]
         body = orjson.dumps({"files": entries})
         await self._retrying(
-            lambda: self._upload(self._manifest_path(current.tp), body)
+            lambda: self._owned_upload(
+                current.tp, self._manifest_path(current.tp), body
+            )
         )
+        self._manifests[current.tp] = entries
 
     def _manifest_path(self, tp: TopicPartition) -> str:
         return f"{self.root}/_kefta/manifests/{tp.topic}-{tp.partition:03d}.json"
@@ -362,6 +373,10 @@ class LakeSink:
                 len(self._open),
                 exc,
             )
+
+
+class _Moved(Exception):
+    """The fence says the partition is no longer this worker's."""
 
 
 def to_record_batch(rows: Sequence[PricedRide]) -> pa.RecordBatch:
