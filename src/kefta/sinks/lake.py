@@ -16,10 +16,10 @@ are atomic: an object appears whole or not at all, and local files are renamed i
 place.
 
 Before every attempt to write a file or a manifest, the :attr:`LakeSink.fence` asks
-the broker whether this worker still owns the partition. A worker that was frozen past its session timeout
-wakes up with open files for partitions the group gave to another worker; writing
-them would overwrite the new owner's file of the same name. It keeps them instead,
-until the rebalance that follows revokes them.
+the broker whether this worker still owns the partition. A worker that was frozen
+past its session timeout wakes up with open files for partitions the group gave to
+another worker; writing them would overwrite the new owner's file of the same name.
+It keeps them instead, until the rebalance that follows revokes them.
 """
 
 from __future__ import annotations
