@@ -23,8 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bench.common import median, write_result
-from kefta.engine import price_rides
-from kefta.pricing import Tariff, load_tariff, quote
+from kefta.engine import price_rides, quote_ride
+from kefta.pricing import Tariff, load_tariff
 from kefta.rides import RideRequest, Source, decode_message
 from kefta.simulator import Simulation
 
@@ -61,13 +61,7 @@ def run_per_ride(messages: Sequence[bytes], tariff: Tariff) -> int:
     for offset, raw in enumerate(messages):
         for ride in decode_message(raw, Source("bench", 0, offset)):
             if isinstance(ride, RideRequest):
-                quote(
-                    (ride.client.lat, ride.client.lon),
-                    (ride.driver.lat, ride.driver.lon),
-                    ride.tier,
-                    ride.rate,
-                    tariff,
-                )
+                quote_ride(ride, tariff)
                 rides += 1
     return rides
 
@@ -127,13 +121,7 @@ def agreement(messages: Sequence[bytes], tariff: Tariff) -> int:
     for offset, raw in enumerate(messages):
         (ride,) = decode_message(raw, Source("bench", 0, offset))
         assert isinstance(ride, RideRequest)
-        q = quote(
-            (ride.client.lat, ride.client.lon),
-            (ride.driver.lat, ride.driver.lon),
-            ride.tier,
-            ride.rate,
-            tariff,
-        )
+        q = quote_ride(ride, tariff)
         differ += (q.distance, q.prix_travel) != baseline_price(raw)
     return differ
 

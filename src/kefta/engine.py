@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from kefta.pricing import TIERS, Tariff, quote_batch
+from kefta.pricing import TIERS, Quote, Tariff, quote, quote_batch
 from kefta.rides import RideRequest
 
 _TIER_INDEX = {tier: index for index, tier in enumerate(TIERS)}
@@ -77,6 +77,17 @@ def price_rides(
             strict=True,
         )
     ]
+
+
+def quote_ride(ride: RideRequest, tariff: Tariff) -> Quote:
+    """One ride priced on the per-ride path, the reference of :func:`price_rides`."""
+    return quote(
+        (ride.client.lat, ride.client.lon),
+        (ride.driver.lat, ride.driver.lon),
+        ride.tier,
+        ride.rate,
+        tariff,
+    )
 
 
 def _document(

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kefta.engine import price_rides
-from kefta.pricing import MAX_RATE, TIERS, load_tariff, quote
+from kefta.engine import price_rides, quote_ride
+from kefta.pricing import MAX_RATE, TIERS, load_tariff
 from kefta.rides import Rejection, RideRequest, Source, decode_message
 from kefta.simulator import Simulation
 
@@ -89,13 +89,7 @@ def assert_really_valid(ride: RideRequest) -> None:
         math.isfinite(ride.rate) and 0 <= ride.rate <= MAX_RATE
     )
     assert ride.ride_id
-    fare = quote(
-        (ride.client.lat, ride.client.lon),
-        (ride.driver.lat, ride.driver.lon),
-        ride.tier,
-        ride.rate,
-        TARIFF,
-    )
+    fare = quote_ride(ride, TARIFF)
     assert math.isfinite(fare.prix_travel)
 
 
