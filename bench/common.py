@@ -32,6 +32,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kefta.producer import ProduceStats, produce
 from kefta.settings import Settings
 from kefta.simulator import SimMessage
+from kefta.testing import (
+    Endpoints,
+    endpoints,
+    gcs_filesystem,
+    unreachable,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "bench"
@@ -87,38 +94,13 @@ def percentile(values: Sequence[float], share: float) -> float:
 # -- services and names ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Services:
-    bootstrap: str
-    es_url: str
-    gcs_endpoint: str
-    gcs_bucket: str
-
-    @classmethod
-    def from_env(cls) -> Services:
-        env = os.environ
-        return cls(
-            bootstrap=env.get("KEFTA_BOOTSTRAP", "127.0.0.1:9092"),
-            es_url=env.get("KEFTA_ES_URL", "http://127.0.0.1:9200"),
-            gcs_endpoint=env.get("KEFTA_GCS_ENDPOINT", "http://127.0.0.1:4443"),
-            gcs_bucket=env.get("KEFTA_GCS_BUCKET", "kefta-lake"),
+def check_services() -> None:
+    """Exit with the reason when a service does not answer."""
+    problems = unreachable(endpoints())
+    if problems:
+        sys.exit(
+            f"{'; '.join(problems)}; run `scripts/services up` and `. .services/env`"
         )
-
-    def check(self) -> None:
-        """Exit with the reason when a service does not answer."""
-        for name, url in (
-            ("Elasticsearch", self.es_url),
-            ("the GCS emulator", f"{self.gcs_endpoint}/storage/v1/b"),
-        ):
-            try:
-                urllib.request.urlopen(url, timeout=5).close()
-            except urllib.error.HTTPError:
-                pass
-            except OSError as exc:
-                sys.exit(
-                    f"{name} at {url} does not answer ({exc}); run "
-                    "`scripts/services up` and `. .services/env`"
-                )
 
 
 @dataclass
@@ -126,7 +108,7 @@ class Scratch:
     """uuid-named topics, group, index prefix and lake folder of one run."""
 
     label: str
-    services: Services = field(default_factory=Services.from_env)
+    services: Endpoints = field(default_factory=endpoints)
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     source: str | None = None
     """A ride topic shared with other runs (not created or deleted by this one)."""
@@ -184,27 +166,21 @@ class Scratch:
 
         ``lake`` is ``gcs`` (the emulator), ``local`` (a folder) or ``none``.
         """
-        env = {
-            "KEFTA_BOOTSTRAP": self.services.bootstrap,
-            "KEFTA_TOPIC": self.topic,
-            "KEFTA_PRICED_TOPIC": self.priced_topic,
-            "KEFTA_DLQ_TOPIC": self.dlq_topic,
-            "KEFTA_GROUP": self.group,
-            "KEFTA_WEB_ENABLED": "false",
-            "KEFTA_DATA_DIR": str(ROOT / "artifacts" / "tmp" / f"data-{self.run}"),
-            "KEFTA_LOG_EVERY": "2",
-            "KEFTA_ES_URL": self.services.es_url,
-            "KEFTA_ES_INDEX_PREFIX": self.prefix,
-            "KEFTA_GCS_ENDPOINT": self.services.gcs_endpoint,
-        }
         if lake == "gcs":
-            env["KEFTA_LAKE_URL"] = f"gs://{self.lake_root}"
+            lake_url = f"gs://{self.lake_root}"
         elif lake == "local":
-            env["KEFTA_LAKE_URL"] = str(self.local_lake())
+            lake_url = str(self.local_lake())
         else:
-            env["KEFTA_LAKE_URL"] = ""
-        env.update({f"KEFTA_{k.upper()}": v for k, v in extra.items()})
-        return env
+            lake_url = ""
+        return worker_env(
+            self.settings(),
+            ROOT / "artifacts" / "tmp" / f"data-{self.run}",
+            es_url=self.services.es_url,
+            es_index_prefix=self.prefix,
+            gcs_endpoint=self.services.gcs_endpoint,
+            lake_url=lake_url,
+            **extra,
+        )
 
     async def create_topic(
         self, partitions: int = 6, config: dict[str, str] | None = None
@@ -267,14 +243,8 @@ def es(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     return _http(method, url, None if body is None else json.dumps(body).encode())
 
 
-def gcs_filesystem(services: Services) -> Any:
-    import gcsfs
-
-    return gcsfs.GCSFileSystem(endpoint_url=services.gcs_endpoint, token="anon")
-
-
-def delete_gcs_folder(services: Services, root: str) -> None:
-    fs = gcs_filesystem(services)
+def delete_gcs_folder(services: Endpoints, root: str) -> None:
+    fs = gcs_filesystem(services.gcs_endpoint)
     with contextlib.suppress(FileNotFoundError):
         fs.rm(root, recursive=True)
 

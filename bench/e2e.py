@@ -34,7 +34,6 @@ from bench.common import (
     Offsets,
     Scratch,
     es,
-    gcs_filesystem,
     kafka_bytes_on_disk,
     logs_dir,
     machine,
@@ -44,7 +43,7 @@ from bench.common import (
 )
 from bench.kernel import baseline_price
 from kefta.simulator import Simulation
-from kefta.testing import WorkerProcess
+from kefta.testing import WorkerProcess, gcs_filesystem
 
 WORKER_TUNING = {
     # Short lake files, so that commits (which wait for a closed file) follow the
@@ -223,7 +222,7 @@ def es_cost(scratch: Scratch) -> dict[str, Any]:
 
 def lake_cost(scratch: Scratch) -> dict[str, Any]:
     """Bytes per row of the run's Parquet files, and of the same rows in one file."""
-    fs = gcs_filesystem(scratch.services)
+    fs = gcs_filesystem(scratch.services.gcs_endpoint)
     fs.invalidate_cache()
     paths = [p for p in fs.find(scratch.lake_root) if p.endswith(".parquet")]
     tables, size = [], 0

@@ -24,7 +24,6 @@ from bench.common import (
     Offsets,
     Scratch,
     es,
-    gcs_filesystem,
     logs_dir,
     median,
     percentile,
@@ -33,7 +32,7 @@ from bench.common import (
     write_result,
 )
 from kefta.simulator import SimMessage, Simulation
-from kefta.testing import WorkerProcess
+from kefta.testing import WorkerProcess, gcs_filesystem
 
 POLL_SECONDS = 0.1
 SAMPLES_PER_SECOND = 20
@@ -80,7 +79,7 @@ async def poll_es(scratch: Scratch, sampler: Sampler, stop: asyncio.Event) -> No
 
 def lake_latencies(scratch: Scratch, since: float) -> list[float]:
     """Per ride: its file's close time minus its send time, in seconds."""
-    fs = gcs_filesystem(scratch.services)
+    fs = gcs_filesystem(scratch.services.gcs_endpoint)
     fs.invalidate_cache()
     latencies = []
     for path in fs.find(scratch.lake_root):

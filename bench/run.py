@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from bench import e2e, kernel, latency, profile
-from bench.common import Services, write_result
+from bench.common import check_services, write_result
 
 FULL: dict[str, dict[str, Any]] = {
     "kernel": {"count": 20_000, "repeats": 5},
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
             f"unknown benchmark {', '.join(unknown)}; pick from {', '.join(RUNNERS)}"
         )
     if names != ["kernel"]:
-        Services.from_env().check()
+        check_services()
     options = QUICK if args.quick else FULL
     timings = {}
     for name in names:

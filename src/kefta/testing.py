@@ -1,4 +1,5 @@
-"""Test seams shipped with kefta: a real ``kefta worker`` process to drive.
+"""Test seams shipped with kefta: a real ``kefta worker`` process to drive, and the
+endpoints of the local services (``scripts/services``) with probes.
 
 The integration tests, the fault campaign and the benchmarks start workers as real
 processes (``faust.Worker`` installs signal handlers and blocks, so it cannot run
@@ -10,12 +11,86 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from kefta.settings import Settings
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the local services answer."""
+
+    bootstrap: str
+    es_url: str
+    gcs_endpoint: str
+    gcs_bucket: str
+
+
+def endpoints() -> Endpoints:
+    """Endpoints from the environment (``.services/env``), with local defaults."""
+    env = os.environ
+    return Endpoints(
+        bootstrap=env.get("KEFTA_BOOTSTRAP", "127.0.0.1:9092"),
+        es_url=env.get("KEFTA_ES_URL", "http://127.0.0.1:9200"),
+        gcs_endpoint=env.get("KEFTA_GCS_ENDPOINT", "http://127.0.0.1:4443"),
+        gcs_bucket=env.get("KEFTA_GCS_BUCKET", "kefta-lake"),
+    )
+
+
+def unreachable(found: Endpoints) -> list[str]:
+    """Which services do not answer; empty when all do."""
+    problems = []
+    host, port = found.bootstrap.split(",")[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError as exc:
+        problems.append(f"Kafka at {found.bootstrap}: {exc}")
+    for name, url in (
+        ("Elasticsearch", found.es_url),
+        ("the GCS emulator", f"{found.gcs_endpoint}/storage/v1/b"),
+    ):
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+        except urllib.error.HTTPError:
+            pass  # it answered
+        except OSError as exc:
+            problems.append(f"{name} at {url}: {exc}")
+    return problems
+
+
+def gcs_filesystem(endpoint: str) -> Any:
+    """A gcsfs filesystem on the GCS emulator at ``endpoint``."""
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    import gcsfs
+
+    return gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon")
+
+
+def worker_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a ``kefta worker`` process running with ``settings``."""
+    env = {
+        "KEFTA_BOOTSTRAP": settings.bootstrap,
+        "KEFTA_TOPIC": settings.topic,
+        "KEFTA_PRICED_TOPIC": settings.priced_topic,
+        "KEFTA_DLQ_TOPIC": settings.dlq_topic,
+        "KEFTA_GROUP": settings.group,
+        "KEFTA_WEB_ENABLED": "false",
+        "KEFTA_DATA_DIR": str(data_dir),
+        "KEFTA_LOG_EVERY": "2",
+        "KEFTA_ES_URL": "",
+        "KEFTA_LAKE_URL": "",
+    }
+    env.update({f"KEFTA_{k.upper()}": v for k, v in extra.items()})
+    return env
 
 
 class WorkerProcess:

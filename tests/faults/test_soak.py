@@ -27,16 +27,17 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import worker_env
+from integration.conftest import SinkRun
 from kefta.errors import SinkUnavailable
 from kefta.kafka import ensure_topics, read_topic
 from kefta.producer import produce
 from kefta.rides import RideRequest, Source, decode_message
 from kefta.settings import Settings
 from kefta.simulator import Simulation
+from kefta.testing import Endpoints, gcs_filesystem
 from support.counting import committed_total, header, produced_total
-from support.services import ROOT, Endpoints, run_services
-from support.sinks import duplicates, es_client, es_rides, gcs_filesystem, lake_table
+from support.services import ROOT, run_services
+from support.sinks import duplicates, es_client, es_rides, lake_table
 from support.worker import WorkerProcess
 
 pytestmark = [
@@ -65,13 +66,7 @@ class Fault:
 
 
 @dataclass
-class Soak:
-    settings: Settings
-    services: Endpoints
-    prefix: str
-    lake_root: str
-    tmp: Path
-    workers: list[WorkerProcess]
+class Soak(SinkRun):
     started: float = field(default_factory=time.monotonic)
     producer_restarts: int = 0
     unexpected_exits: int = 0
@@ -81,16 +76,7 @@ class Soak:
     peak_rss_mb: list[float] = field(default_factory=list)
 
     def start_worker(self) -> WorkerProcess:
-        env = worker_env(
-            self.settings,
-            self.tmp / "data",
-            es_url=self.services.es_url,
-            es_index_prefix=self.prefix,
-            lake_url=f"gs://{self.lake_root}",
-            gcs_endpoint=self.services.gcs_endpoint,
-            lake_max_seconds="10",
-            lake_idle_seconds="5",
-        )
+        env = self.env(self.tmp / "data", lake_max_seconds="10", lake_idle_seconds="5")
         log = self.tmp / f"worker-{len(self.workers)}.log"
         worker = WorkerProcess(env, log).start()
         self.workers.append(worker)
@@ -216,14 +202,7 @@ def soak(
     tmp_path: Path,
     workers: list[WorkerProcess],
 ) -> Any:
-    run = Soak(
-        settings,
-        services,
-        names["es_index_prefix"],
-        f"{services.gcs_bucket}/{names['lake_prefix']}",
-        tmp_path,
-        workers,
-    )
+    run = Soak.create(settings, services, names, tmp_path, workers)
     yield run
     for service in ("kafka", "es", "gcs"):
         run_services("up", service)

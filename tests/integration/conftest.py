@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from kefta.settings import Settings
-from support.services import Endpoints, endpoints, unreachable
+from kefta.testing import Endpoints, endpoints, unreachable, worker_env
 from support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -60,22 +62,44 @@ def settings(services: Endpoints, names: dict[str, str]) -> Settings:
     )
 
 
-def worker_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a ``kefta worker`` process running with ``settings``."""
-    env = {
-        "KEFTA_BOOTSTRAP": settings.bootstrap,
-        "KEFTA_TOPIC": settings.topic,
-        "KEFTA_PRICED_TOPIC": settings.priced_topic,
-        "KEFTA_DLQ_TOPIC": settings.dlq_topic,
-        "KEFTA_GROUP": settings.group,
-        "KEFTA_WEB_ENABLED": "false",
-        "KEFTA_DATA_DIR": str(data_dir),
-        "KEFTA_LOG_EVERY": "2",
-        "KEFTA_ES_URL": "",
-        "KEFTA_LAKE_URL": "",
-    }
-    env.update({f"KEFTA_{k.upper()}": v for k, v in extra.items()})
-    return env
+@dataclass
+class SinkRun:
+    """A test with both sinks on: its names, the services, and the workers started."""
+
+    settings: Settings
+    services: Endpoints
+    prefix: str
+    """Elasticsearch index prefix."""
+    lake_root: str
+    """bucket/folder of the lake on the GCS emulator."""
+    tmp: Path
+    workers: list[WorkerProcess]
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        services: Endpoints,
+        names: dict[str, str],
+        tmp: Path,
+        workers: list[WorkerProcess],
+    ) -> Self:
+        lake_root = f"{services.gcs_bucket}/{names['lake_prefix']}"
+        return cls(
+            settings, services, names["es_index_prefix"], lake_root, tmp, workers
+        )
+
+    def env(self, data_dir: Path, **extra: str) -> dict[str, str]:
+        """A worker's environment writing to this run's index prefix and lake."""
+        return worker_env(
+            self.settings,
+            data_dir,
+            es_url=self.services.es_url,
+            es_index_prefix=self.prefix,
+            lake_url=f"gs://{self.lake_root}",
+            gcs_endpoint=self.services.gcs_endpoint,
+            **extra,
+        )
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from kefta.pricing import load_tariff
 from kefta.rides import RideRequest, Source, decode_message
 from kefta.simulator import Simulation
 from kefta.sinks.elasticsearch import index_name, index_template
-from support.services import Endpoints
+from kefta.testing import Endpoints
 from support.sinks import NEW_YORK, es_client
 
 pytestmark = pytest.mark.integration

@@ -27,14 +27,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from integration.conftest import worker_env
 from kefta.kafka import ensure_topics
 from kefta.producer import produce
 from kefta.settings import Settings
 from kefta.simulator import Simulation
+from kefta.testing import Endpoints, worker_env
 from kefta.web import NEW_YORK
 from support.counting import Expected, expected_outcome, fully_committed
-from support.services import ROOT, Endpoints
+from support.services import ROOT
 from support.sinks import es_client, record_figures
 from support.worker import WorkerProcess, wait_until
 

@@ -25,12 +25,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError
 
-from integration.conftest import worker_env
 from kefta.kafka import read_topic
 from kefta.settings import Settings
 from kefta.simulator import BAD_KINDS, Simulation
+from kefta.testing import Endpoints, worker_env
 from support.counting import fully_committed, header
-from support.services import Endpoints
 from support.sinks import es_client
 from support.worker import WorkerProcess, wait_until
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -14,20 +13,20 @@ from typing import Any
 
 import pytest
 
-from integration.conftest import worker_env
+from integration.conftest import SinkRun
 from kefta.kafka import ensure_topics, read_topic
 from kefta.producer import produce
 from kefta.settings import Settings
 from kefta.simulator import SimMessage, Simulation
+from kefta.testing import Endpoints, gcs_filesystem
 from support.counting import Expected, expected_outcome, fully_committed, header
-from support.services import Endpoints, run_services
+from support.services import run_services
 from support.sinks import (
     NEW_YORK,
     duplicates,
     es_client,
     es_rides,
     es_sum,
-    gcs_filesystem,
     lake_table,
     record_figures,
 )
@@ -36,33 +35,23 @@ from support.worker import WorkerProcess, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cleanup_topics")]
 
 
-@dataclass
-class Run:
-    settings: Settings
-    services: Endpoints
-    prefix: str
-    lake_root: str
-    tmp: Path
-    workers: list[WorkerProcess]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return worker_env(
-            self.settings,
+class Run(SinkRun):
+    def start_worker(self, name: str) -> WorkerProcess:
+        env = self.env(
             self.tmp,
-            es_url=self.services.es_url,
-            es_index_prefix=self.prefix,
-            lake_url=f"gs://{self.lake_root}",
-            gcs_endpoint=self.services.gcs_endpoint,
             lake_idle_seconds="2",
             lake_max_seconds="4",
             es_flush_seconds="0.5",
-            **extra,
         )
-
-    def start_worker(self, name: str) -> WorkerProcess:
-        worker = WorkerProcess(self.env(), self.tmp / f"{name}.log").start()
+        worker = WorkerProcess(env, self.tmp / f"{name}.log").start()
         self.workers.append(worker)
         return worker
+
+    async def all_committed(self) -> float:
+        """Wait until every produced message is committed; returns the seconds."""
+        return await wait_until(
+            lambda: fully_committed(self.settings), 300, "all committed"
+        )
 
 
 @pytest.fixture
@@ -73,14 +62,7 @@ def run(
     tmp_path: Path,
     workers: list[WorkerProcess],
 ) -> Run:
-    return Run(
-        settings,
-        services,
-        names["es_index_prefix"],
-        f"{services.gcs_bucket}/{names['lake_prefix']}",
-        tmp_path,
-        workers,
-    )
+    return Run.create(settings, services, names, tmp_path, workers)
 
 
 async def produce_recorded(
@@ -132,7 +114,7 @@ async def test_sinks_hold_every_valid_ride_exactly_once(run: Run) -> None:
 
     started = time.monotonic()
     worker = run.start_worker("worker")
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
     seconds = time.monotonic() - started
     peak_mb = worker.peak_rss_mb()
     figures = check_exactly_once(run, expected)
@@ -174,7 +156,7 @@ async def test_sinks_survive_three_worker_kills(run: Run) -> None:
         worker = run.start_worker(f"w{kill + 1}")
         recoveries.append(await _time_to_progress(run))
     expected = await feeding
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
 
     figures = check_exactly_once(run, expected)
     assert len(await _distinct_dead(run)) == expected.invalid
@@ -192,7 +174,7 @@ async def test_sinks_survive_a_30_second_outage(run: Run, service: str) -> None:
     run_services("start", service)
     back = time.monotonic()
     expected = await feeding
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
     drained = time.monotonic() - back
 
     figures = check_exactly_once(run, expected)
@@ -228,7 +210,7 @@ async def test_mapping_conflict_dead_letters_only_the_conflicting_rides(
     expected = await produce_recorded(run, [*old, *new])
 
     run.start_worker("worker")
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
 
     check_exactly_once(run, expected, refused=500)
     refused = [
@@ -287,7 +269,7 @@ async def test_two_workers_share_the_partitions_exactly_once(run: Run) -> None:
     await asyncio.sleep(4)
     second = run.start_worker("second")
     expected = await feeding
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
 
     assert first.alive()
     assert second.alive()
@@ -312,7 +294,7 @@ async def test_workers_joining_and_leaving_keep_both_sinks_exactly_once(
         assert await asyncio.to_thread(leaving.stop) == 0
         await asyncio.sleep(4)
     expected = await feeding
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
     logs = first.log_text() + second.log_text() + third.log_text()
 
     assert first.alive()
@@ -335,7 +317,7 @@ async def test_a_frozen_worker_that_wakes_up_overwrites_nothing(run: Run) -> Non
     await asyncio.sleep(run.settings.session_timeout * 1.6)
     os.kill(first.pid, signal.SIGCONT)
     expected = await feeding
-    await wait_until(lambda: fully_committed(run.settings), 300, "all committed")
+    await run.all_committed()
 
     assert first.alive()
     assert second.alive()

@@ -7,11 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from integration.conftest import worker_env
 from kefta.kafka import ensure_topics, read_topic
 from kefta.producer import produce
 from kefta.settings import Settings
 from kefta.simulator import Simulation
+from kefta.testing import worker_env
 from support.counting import (
     committed_total,
     expected_outcome,

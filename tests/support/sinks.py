@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from typing import Any
 
@@ -43,13 +42,6 @@ def es_sum(es: Elasticsearch, prefix: str, query: dict[str, Any] | None = None) 
     if query:
         body["query"] = query
     return es.search(index=f"{prefix}-*", body=body)
-
-
-def gcs_filesystem(endpoint: str) -> Any:
-    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-    import gcsfs
-
-    return gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon")
 
 
 def lake_table(fs: Any, root: str) -> tuple[pa.Table, list[dict[str, Any]]]:
